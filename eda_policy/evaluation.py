@@ -147,7 +147,8 @@ def record_video(
     seed: int = 0,
     max_steps: int = 1000,
     fps: int = 30,
-    frame_skip: int = 2,
+    frame_skip: int = 4,
+    size: tuple[int, int] = (240, 240),
 ) -> tuple[Path, float]:
     """Render one episode to a GIF (or MP4 with imageio-ffmpeg); returns (path, episode return).
 
@@ -158,7 +159,7 @@ def record_video(
     import torch
 
     env_id = env_id or policy.config.env_id
-    env = gym.make(env_id, render_mode="rgb_array")
+    env = gym.make(env_id, render_mode="rgb_array", width=size[0], height=size[1])
     generator = torch.Generator(device=policy.device).manual_seed(seed)
     frames = []
     total = 0.0
