@@ -270,3 +270,21 @@ def test_label_table_with_nan_is_refused(tmp_path: Path) -> None:
     q[4, 1] = np.nan
     with pytest.raises(LabelValidationError, match="q_values contains NaN"):
         finetune(policy, output=tmp_path, states=np.zeros((10, 4)), actions=np.zeros((10, 3, 2)), q_values=q, steps=1, progress=False)
+
+
+def test_cli_finetune_from_a_labels_table(tmp_path: Path) -> None:
+    from training.cli import main
+
+    policy, _ = tiny_energy_pair()
+    policy.save_pretrained(tmp_path / "base")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "labels.npz", states=rng.normal(size=(16, 4)), actions=rng.uniform(-1, 1, size=(16, 4, 2)),
+             q_values=rng.normal(size=(16, 4)))
+    code = main(["finetune", "--policy", str(tmp_path / "base"), "--labels", str(tmp_path / "labels.npz"),
+                 "--output", str(tmp_path / "out"), "--steps", "3", "--batch-states", "4", "--no-progress"])
+    assert code == 0
+    assert EDAPolicy.from_pretrained(tmp_path / "out" / "policy").config.obs_dim == 4
+    np.savez(tmp_path / "bad.npz", states=rng.normal(size=(16, 4)), actions=rng.uniform(-1, 1, size=(16, 4, 2)))
+    with pytest.raises(SystemExit, match="q_values"):
+        main(["finetune", "--policy", str(tmp_path / "base"), "--labels", str(tmp_path / "bad.npz"),
+              "--output", str(tmp_path / "out2"), "--no-progress"])

@@ -314,7 +314,8 @@ def train_alignment(
     obs = torch.as_tensor(data.observations[idx], dtype=torch.float32, device=device)
     obs_norm = reference.normalize_obs(obs)
     alignment_set = build_alignment_set(
-        reference, obs_norm, critic.target_min_q, cfg, run.seed, cache=Path(run.output) / "state" / "alignment_set.safetensors"
+        reference, obs_norm, critic.target_min_q, cfg, run.seed,
+        cache=Path(run.output) / "state" / "alignment_set.safetensors" if (dist is None or dist.is_main) else None,
     )
     return align(
         reference, alignment_set, cfg, seed=run.seed, run_dir=Path(run.output), critic=critic, dist=dist,
