@@ -186,8 +186,9 @@ class EDAPolicy(
     ) -> torch.Tensor:
         """Actions in [-1, 1] for normalised observations (N, obs_dim), one per row.
 
-        Observation and time embeddings are computed once without gradients; at each step only the
-        action input is differentiated, with no graph kept for a second backward.
+        No autograd graph is built at all: the observation embedding is computed once, and at each
+        step the action gradient of f comes from the network's closed-form backward
+        (:meth:`EnergyNetwork.action_gradient`).
         """
         cfg = self.config
         n = obs_norm.shape[0]
@@ -195,24 +196,20 @@ class EDAPolicy(
             x = torch.zeros(n, cfg.act_dim, device=obs_norm.device)
         else:
             x = torch.randn(n, cfg.act_dim, device=obs_norm.device, generator=generator)
-        obs_emb = self.energy.obs_embed(obs_norm)
         energy = self.energy
+        obs_emb = energy.obs_embed(obs_norm)
 
         def eps_fn(action_t: torch.Tensor, t: float) -> torch.Tensor:
-            t_vec = torch.full((1,), t, device=action_t.device)
-            time_emb = energy.time_mlp(energy.time_features(t_vec)).expand(n, -1)
-            with torch.enable_grad():
-                a = action_t.detach().requires_grad_(True)
-                f = energy.energy_from_condition(a, obs_emb, time_emb)
-                (grad,) = torch.autograd.grad(f.sum(), a)
-            return -float(self.schedule.sigma(torch.tensor(t, dtype=torch.float64))) * grad
+            time_emb = energy.time_mlp(energy.time_features(torch.full((1,), t, device=action_t.device)))
+            grad = energy.action_gradient(action_t, obs_emb, time_emb.expand(n, -1))
+            return -self.schedule.sigma_at(t) * grad
 
         with self._eval_mode():
             return dpm_solver_pp(
                 eps_fn,
                 x,
                 self.schedule,
-                num_steps or cfg.num_steps,
+                cfg.num_steps if num_steps is None else num_steps,
                 order=cfg.solver_order,
                 t_end=cfg.t_min,
                 clip_denoised=cfg.clip_denoised,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,11 @@ class VPSchedule:
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
+
+    def sigma_at(self, t: float) -> float:
+        """sigma_t for a Python float t (no tensor work on the sampling hot path)."""
+        log_alpha = -(self.beta_max - self.beta_min) * t * t / 4.0 - self.beta_min * t / 2.0
+        return math.sqrt(-math.expm1(2.0 * log_alpha))
 
     def log_snr_half(self, t: torch.Tensor) -> torch.Tensor:
         """lambda_t = log(alpha_t / sigma_t), the half log signal-to-noise ratio."""

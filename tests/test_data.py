@@ -29,7 +29,8 @@ from training.data import (  # noqa: E402
     save_npz,
 )
 
-SHARED_DATASETS = Path("/work/shared/datasets")
+# shared/ sits beside the repository (as on developer machines and in CI).
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
 
 # ----------------------------------------------------------------------------------------------
