@@ -94,7 +94,10 @@ class EDAConfig:
         if self.num_candidates < 1:
             raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates}")
         if self.num_candidates > 1 and not self.has_critic:
-            raise ValueError("num_candidates > 1 (best-of-N) needs a critic: set has_critic=True")
+            raise ValueError(
+                f"num_candidates={self.num_candidates} (best-of-N) needs a critic, and this policy has none "
+                "(has_critic=False): use num_candidates=1, or a checkpoint trained with a critic"
+            )
         if not 0.0 < self.t_min < 1.0:
             raise ValueError(f"t_min must be in (0, 1), got {self.t_min}")
 

@@ -116,6 +116,13 @@ def evaluate_policy(
     env_id = env_id or config.env_id
     if env_id is None:
         raise ValueError("the policy's config has no env_id: pass env_id=")
+    import gymnasium as gym
+
+    probe = gym.make(env_id)
+    try:
+        policy.check_env(probe)  # a clear error instead of a silent mismatch of spaces
+    finally:
+        probe.close()
     generator = torch.Generator(device=policy.device).manual_seed(seed)
 
     def act(obs: np.ndarray) -> np.ndarray:
@@ -133,8 +140,8 @@ def evaluate_policy(
         scores = normalized_score(np.asarray(returns), config.ref_min_score, config.ref_max_score).tolist()
     settings = {
         "deterministic": deterministic,
-        "num_steps": num_steps or config.num_steps,
-        "num_candidates": num_candidates or config.num_candidates,
+        "num_steps": config.num_steps if num_steps is None else num_steps,
+        "num_candidates": config.num_candidates if num_candidates is None else num_candidates,
     }
     return EvaluationResult(env_id, seed, returns, lengths, scores, settings)
 

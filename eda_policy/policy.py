@@ -28,6 +28,20 @@ from .sampler import dpm_solver_pp
 from .schedule import VPSchedule
 from .spaces import box_spaces, check_spaces
 
+def _rebuildable_env_id(spec: Any, obs_space: Any, act_space: Any) -> str | None:
+    """``spec.id`` if ``gymnasium.make(spec.id)`` has the same spaces, else None."""
+    if spec is None:
+        return None
+    import gymnasium as gym
+
+    fresh = gym.make(spec.id)
+    try:
+        same = fresh.observation_space == obs_space and fresh.action_space == act_space
+    finally:
+        fresh.close()
+    return spec.id if same else None
+
+
 INFERENCE_FIELDS = ("num_steps", "solver_order", "clip_denoised", "num_candidates")
 """Config fields that only change sampling and may be overridden when loading a checkpoint."""
 
@@ -71,7 +85,8 @@ class EDAPolicy(
         try:
             obs_space, act_space = box_spaces(env)
             spec = getattr(env, "spec", None)
-            overrides.setdefault("env_id", spec.id if spec is not None else None)
+            # The env id is kept only when gym.make(id) rebuilds these spaces (not for a wrapped env).
+            overrides.setdefault("env_id", _rebuildable_env_id(spec, obs_space, act_space))
         finally:
             if isinstance(env_or_id, str):
                 env.close()

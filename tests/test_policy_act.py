@@ -371,3 +371,16 @@ def test_evaluate_policy_counts_episodes_and_normalises_scores():
 
     plain = evaluate_policy(make_tiny_policy(seed=0), num_episodes=2, seed=0)
     assert len(plain.returns) == 2 and plain.normalized_scores is None and plain.mean_normalized is None
+
+
+def test_from_env_of_a_wrapped_env_does_not_claim_the_plain_env_id():
+    import gymnasium as gym
+
+    from eda_policy import EDAPolicy, evaluate_policy
+
+    wrapped = gym.wrappers.RescaleAction(gym.make("Hopper-v5"), min_action=0.0, max_action=2.0)
+    policy = EDAPolicy.from_env(wrapped, hidden_dim=32, num_blocks=1, ff_mult=1)
+    assert policy.config.env_id is None
+    assert EDAPolicy.from_env("Hopper-v5", hidden_dim=32, num_blocks=1, ff_mult=1).config.env_id == "Hopper-v5"
+    with pytest.raises(ValueError, match="does not match this policy"):
+        evaluate_policy(policy, "Hopper-v5", num_episodes=1)
