@@ -42,7 +42,7 @@ def _rebuildable_env_id(spec: Any, obs_space: Any, act_space: Any) -> str | None
     return spec.id if same else None
 
 
-INFERENCE_FIELDS = ("num_steps", "solver_order", "clip_denoised", "num_candidates")
+INFERENCE_FIELDS = ("num_steps", "solver_order", "lower_order_final", "clip_denoised", "num_candidates")
 """Config fields that only change sampling and may be overridden when loading a checkpoint."""
 
 
@@ -226,6 +226,7 @@ class EDAPolicy(
                 self.schedule,
                 cfg.num_steps if num_steps is None else num_steps,
                 order=cfg.solver_order,
+                lower_order_final=cfg.lower_order_final,
                 t_end=cfg.t_min,
                 clip_denoised=cfg.clip_denoised,
             ).clamp(-1.0, 1.0)

@@ -27,15 +27,16 @@ def dpm_solver_pp(
     t_start: float = 1.0,
     t_end: float = 1e-3,
     clip_denoised: bool = True,
-    lower_order_final: bool = False,
+    lower_order_final: bool = True,
 ) -> torch.Tensor:
     """Integrate the probability-flow ODE from ``t_start`` to ``t_end`` in ``num_steps`` evaluations.
 
     Each step costs exactly one call of ``eps_fn``. Time points are uniform in lambda = log(alpha/sigma).
     ``clip_denoised`` clamps each data prediction to [-1, 1] (actions live in that box).
-    ``lower_order_final`` takes the last step with order 1 (a common choice for guided image
-    models); off by default because on an analytic Gaussian the 2nd-order last step keeps far more
-    of the spread at 3-5 steps (relative covariance error 0.40 vs 0.70 at 3 steps, 0.19 vs 0.44 at 5).
+    ``lower_order_final`` takes the last step with order 1. That step shrinks the spread of the
+    samples at very few steps (on an analytic Gaussian, relative covariance error 0.70 at 3 steps
+    against 0.40 with a 2nd-order last step), but trained policies score better with it: on
+    hopper medium-replay 58 vs 32 at 2 steps and 69 vs 66 at 3 (D4RL score, 20 episodes).
     """
     if num_steps < 1:
         raise ValueError(f"num_steps must be >= 1, got {num_steps}")

@@ -155,11 +155,15 @@ NUM_SAMPLES = 20_000
 MEAN_TOL = 0.01
 """Max Euclidean error of the sample mean, at any number of steps (the mean is exact for a linear flow)."""
 
-COV_REL_TOL_DEFAULT_NFE = 0.5
-"""Max ||cov - S||_F / ||S||_F at the default num_steps (3). Few-step deterministic DPM-Solver++
-UNDER-disperses: at 3 evaluations on this Gaussian the spread shrinks (measured relative error
-0.40 with the 2nd-order last step, 0.70 with a 1st-order last step; 1 step gives a point mass,
-error 1.0). Over-dispersion is checked separately below."""
+COV_REL_TOL_DEFAULT_NFE = 0.85
+"""Max ||cov - S||_F / ||S||_F at the default num_steps (3) with the default 1st-order last step.
+Few-step deterministic DPM-Solver++ UNDER-disperses: at 3 evaluations on this Gaussian the variance
+shrinks to ~30% of S (measured relative error 0.70; 1 step gives a point mass, error 1.0). That is
+the default on purpose: trained policies score better with it (see the sampler's docstring). The
+bound rules out ignoring the score; over-dispersion is checked separately below."""
+
+COV_REL_TOL_DEFAULT_NFE_SECOND_ORDER_LAST = 0.5
+"""The same with ``lower_order_final=False``: measured 0.40."""
 
 COV_REL_TOL_15_NFE = 0.10
 """Max relative covariance error at 15 evaluations, the authors' release setting (measured ~0.07,
@@ -223,6 +227,14 @@ def test_sampler_default_nfe_matches_gaussian_moments():
     assert float(torch.linalg.eigvalsh(cov).max()) <= float(torch.linalg.eigvalsh(GAUSS_COV).max()) * 1.05
     assert float(cov[0, 1]) > 0.0, "the positive correlation of S must survive"
     assert float(samples.std(0).min()) > 0.05, "3 steps must not collapse to a point"
+
+
+def test_second_order_last_step_keeps_more_spread():
+    x = start_noise()
+    second = dpm_solver_pp(gaussian_eps, x, SCHEDULE, DEFAULT_NFE, t_end=1e-3, clip_denoised=False, lower_order_final=False)
+    first = solve(DEFAULT_NFE, x)
+    assert moment_errors(second)[1] < COV_REL_TOL_DEFAULT_NFE_SECOND_ORDER_LAST
+    assert moment_errors(second)[1] < moment_errors(first)[1]
 
 
 def test_sampler_converges_to_gaussian_as_steps_grow():

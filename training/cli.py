@@ -150,6 +150,30 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from eda_policy import EDAPolicy, evaluate_policy
+
+    from .publish import export_policy
+
+    torch.set_num_threads(args.threads)
+    source = Path(_policy_folder(args.run_dir))
+    policy = EDAPolicy.from_pretrained(source)
+    evaluation = evaluate_policy(policy, num_episodes=args.episodes, seed=args.seed)
+    print(evaluation.summary())
+    previous = json.loads((source / "results.json").read_text()) if (source / "results.json").exists() else {}
+    run_config = Path(args.run_dir) / "run_config.json"
+    training_config = json.loads(run_config.read_text()) if run_config.exists() else None
+    extra = {k: v for k, v in previous.items() if k not in ("evaluation", "video")}
+    export_policy(policy, Path(args.to), evaluation=evaluation, repo_id=args.repo_id, training_config=training_config,
+                  extra_results=extra, video=args.video, video_seed=args.seed)
+    if args.behavior and (Path(args.run_dir) / "behavior").is_dir():
+        behavior = EDAPolicy.from_pretrained(Path(args.run_dir) / "behavior")
+        export_policy(behavior, Path(str(args.to) + "-behavior"), evaluation=None, repo_id=args.repo_id + "-behavior",
+                      training_config=training_config, video=False)
+    print(f"exported to {args.to}")
+    return 0
+
+
 def _load_q_function(spec: str) -> Any:
     module_name, _, attr = spec.partition(":")
     if not attr:
@@ -198,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("run_dir")
     push.add_argument("--repo-id", required=True)
     push.add_argument("--private", action="store_true")
+    ex = sub.add_parser("export", help="re-evaluate a run's policy and write a Hub-layout folder (e.g. under checkpoints/)")
+    ex.add_argument("run_dir")
+    ex.add_argument("--to", required=True, help="destination folder")
+    ex.add_argument("--repo-id", required=True, help="the Hub id the folder is meant for (goes into the model card)")
+    ex.add_argument("--episodes", type=int, default=20)
+    ex.add_argument("--seed", type=int, default=10_000)
+    ex.add_argument("--threads", type=int, default=1)
+    ex.add_argument("--video", action="store_true")
+    ex.add_argument("--behavior", action="store_true", help="also export the stage-1 behavior model to <to>-behavior")
     ft = sub.add_parser("finetune", help="align a pretrained policy to your own Q-labels")
     ft.add_argument("--policy", required=True, help="policy folder or Hub id")
     ft.add_argument("--labels", required=True, help=".npz with states (N,S) and either actions (N,K,A) + q_values (N,K), or use --q-function")
@@ -213,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"eval": _eval, "push": _push, "finetune": _finetune}
+    handlers = {"eval": _eval, "push": _push, "finetune": _finetune, "export": _export}
     try:
         return handlers.get(args.command, _stage)(args)
     except (ValueError, FileNotFoundError) as err:
