@@ -45,6 +45,7 @@ OVERRIDES: list[tuple[str, str, str]] = [
     ("--beta", "alignment", "beta"),
     ("--target", "alignment", "target"),
     ("--label-fraction", "alignment", "label_fraction"),
+    ("--policy-candidates", "alignment", "policy_candidates"),
 ]
 SECTIONS = {"behavior": BehaviorConfig, "critic": CriticConfig, "alignment": AlignmentConfig}
 
@@ -157,7 +158,8 @@ def _export(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     source = Path(_policy_folder(args.run_dir))
-    policy = EDAPolicy.from_pretrained(source)
+    overrides = {} if args.num_candidates is None else {"num_candidates": args.num_candidates}
+    policy = EDAPolicy.from_pretrained(source, **overrides)
     evaluation = evaluate_policy(policy, num_episodes=args.episodes, seed=args.seed)
     print(evaluation.summary())
     previous = json.loads((source / "results.json").read_text()) if (source / "results.json").exists() else {}
@@ -230,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--seed", type=int, default=10_000)
     ex.add_argument("--threads", type=int, default=1)
     ex.add_argument("--video", action="store_true")
+    ex.add_argument("--num-candidates", type=int, default=None, help="best-of-N default written into the exported config")
     ex.add_argument("--behavior", action="store_true", help="also export the stage-1 behavior model to <to>-behavior")
     ft = sub.add_parser("finetune", help="align a pretrained policy to your own Q-labels")
     ft.add_argument("--policy", required=True, help="policy folder or Hub id")

@@ -11,7 +11,7 @@ from typing import Any
 class BehaviorConfig:
     """Stage 1: behavior pretraining with the bottleneck diffusion (BDM) loss."""
 
-    steps: int = 50_000
+    steps: int = 30_000
     batch_size: int = 256
     lr: float = 3e-4
     # Network size. The paper's (hidden 256, 3 blocks of 256->1024->256, 1.65M parameters) is
@@ -50,6 +50,7 @@ class AlignmentConfig:
     lr: float = 5e-5
     target: str = "softmax"  # or "preference": one-hot on the best of the K actions
     label_fraction: float = 1.0  # keep this fraction of states (seeded) for the 1%-labels setting
+    policy_candidates: int = 4  # best-of-N by the critic, the exported policy's act() default
 
     def __post_init__(self) -> None:
         if self.target not in ("softmax", "preference"):

@@ -256,7 +256,12 @@ def align(
     dist = dist or DistContext()
     device = reference.device
     torch.manual_seed(seed * 7919 + 31 + dist.rank)
-    config = dataclasses.replace(reference.config, has_critic=critic is not None, dropout=0.0)
+    config = dataclasses.replace(
+        reference.config,
+        has_critic=critic is not None,
+        num_candidates=cfg.policy_candidates if critic is not None else 1,
+        dropout=0.0,
+    )
     if critic is not None:
         config = dataclasses.replace(
             config, critic_hidden_dim=critic.q.q1[0].out_features, critic_num_layers=(len(critic.q.q1) - 1) // 2
