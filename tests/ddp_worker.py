@@ -34,10 +34,11 @@ def main() -> None:
         "world_size": ctx.world_size,
         "policy_in_sync": ctx.all_ranks_equal(policy),
         "critic_in_sync": ctx.all_ranks_equal(critic),
-        "checksum": float(sum(p.double().sum() for p in policy.parameters())),
+        "checksum": float(sum(float(p.detach().double().sum()) for p in policy.parameters())),
     }
     (output / f"rank{ctx.rank}.json").write_text(json.dumps(report))
     if dist.is_initialized():
+        dist.barrier()  # both ranks finished writing before either tears the group down
         dist.destroy_process_group()
 
 
