@@ -7,12 +7,10 @@ from typing import Any
 import numpy as np
 
 
-def box_spaces(env: Any) -> tuple[Any, Any]:
-    """(observation space, action space) of one env; for a vector env, of one of its copies."""
+def check_box_spaces(obs_space: Any, act_space: Any) -> None:
+    """Raise ``ValueError`` unless both spaces are flat Boxes and the action box is bounded."""
     from gymnasium import spaces
 
-    obs_space = getattr(env, "single_observation_space", None) or env.observation_space
-    act_space = getattr(env, "single_action_space", None) or env.action_space
     if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
         raise ValueError(
             f"EDA policies need a flat Box observation space, got {obs_space}; "
@@ -25,6 +23,15 @@ def box_spaces(env: Any) -> tuple[Any, Any]:
             f"the action space {act_space} is unbounded; EDA samples inside a bounded box: "
             "wrap the env with gymnasium.wrappers.RescaleAction or ClipAction"
         )
+    if np.any(np.asarray(act_space.low) >= np.asarray(act_space.high)):
+        raise ValueError(f"the action space {act_space} has low >= high")
+
+
+def box_spaces(env: Any) -> tuple[Any, Any]:
+    """(observation space, action space) of one env; for a vector env, of one of its copies."""
+    obs_space = getattr(env, "single_observation_space", None) or env.observation_space
+    act_space = getattr(env, "single_action_space", None) or env.action_space
+    check_box_spaces(obs_space, act_space)
     return obs_space, act_space
 
 

@@ -358,20 +358,13 @@ def load_minari(
 
 
 def _minari_spaces(dataset_id: str, dataset: Any) -> tuple[Any, Any]:
-    from gymnasium import spaces
+    from eda_policy.spaces import check_box_spaces
 
     obs_space, act_space = dataset.observation_space, dataset.action_space
-    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
-        raise DataValidationError(
-            f"dataset {dataset_id!r}: observation space {obs_space} is not a flat Box; EDA training needs "
-            "flat vector observations"
-        )
-    if not isinstance(act_space, spaces.Box) or len(act_space.shape) != 1:
-        raise DataValidationError(f"dataset {dataset_id!r}: action space {act_space} is not a flat Box")
-    if not (np.all(np.isfinite(act_space.low)) and np.all(np.isfinite(act_space.high))):
-        raise DataValidationError(f"dataset {dataset_id!r}: action space {act_space} is unbounded")
-    if np.any(np.asarray(act_space.low) >= np.asarray(act_space.high)):
-        raise DataValidationError(f"dataset {dataset_id!r}: action space {act_space} has low >= high")
+    try:
+        check_box_spaces(obs_space, act_space)
+    except ValueError as err:
+        raise DataValidationError(f"dataset {dataset_id!r}: {err}") from err
     return obs_space, act_space
 
 
