@@ -91,13 +91,13 @@ def load_policy(checkpoint: str | None) -> EDAPolicy:
     return EDAPolicy.from_env("Hopper-v5").eval()  # EDAConfig defaults = the paper's architecture
 
 
-def run(policy: EDAPolicy, repeats: int, repeats_large: int, warmup: int) -> dict:
+def run(policy: EDAPolicy, repeats: int, repeats_large: int, warmup: int, thread_counts: tuple[int, ...] = THREAD_COUNTS) -> dict:
     cfg = policy.config
     for p in policy.parameters():  # the reference differentiates a graph through trainable weights
         p.requires_grad_(True)
     rng = np.random.default_rng(0)
     results = {"act": [], "reference": []}
-    for threads in THREAD_COUNTS:
+    for threads in thread_counts:
         torch.set_num_threads(threads)
         for batch in BATCH_SIZES:
             # One observation is passed as (obs_dim,), as in a control loop; a batch as (N, obs_dim).
@@ -123,7 +123,7 @@ def lookup(rows: list[dict], **key) -> float:
 def markdown_table(results: dict) -> str:
     header = "| threads | batch | " + " | ".join(f"NFE {k}" for k in STEP_COUNTS) + f" | reference (NFE {REFERENCE_NFE}, create_graph) |"
     lines = [header, "|" + " --- |" * (len(STEP_COUNTS) + 3)]
-    for threads in THREAD_COUNTS:
+    for threads in sorted({r["threads"] for r in results["act"]}):
         for batch in BATCH_SIZES:
             cells = [f"{lookup(results['act'], threads=threads, batch=batch, num_steps=k):.2f}" for k in STEP_COUNTS]
             ref = lookup(results["reference"], threads=threads, batch=batch)
@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--json", default=str(DEFAULT_JSON), help=f"where to write the results (default {DEFAULT_JSON})")
     parser.add_argument("--repeats", type=int, default=100, help="timed calls per variant at batch 1")
     parser.add_argument("--repeats-large", type=int, default=20, help="timed calls per variant at batch 256")
+    parser.add_argument("--threads", type=int, nargs="+", default=list(THREAD_COUNTS), help="torch thread counts to time")
     parser.add_argument("--warmup", type=int, default=3, help="untimed rounds before timing")
     args = parser.parse_args()
 
@@ -146,7 +147,7 @@ def main() -> None:
     n_params = sum(p.numel() for p in policy.energy.parameters())
     print(f"policy: {args.checkpoint or 'EDAPolicy.from_env(Hopper-v5), paper architecture'}; "
           f"energy network {n_params:,} parameters; default num_steps={cfg.num_steps}", flush=True)
-    results = run(policy, args.repeats, args.repeats_large, args.warmup)
+    results = run(policy, args.repeats, args.repeats_large, args.warmup, tuple(args.threads))
     torch.set_num_threads(1)
 
     default_nfe = cfg.num_steps
