@@ -75,6 +75,16 @@ class EnergyNetwork(nn.Module):
             h = block(h)
         return self.head(nn.functional.silu(h)).sum(dim=-1)
 
+    def noise_prediction(
+        self, action_t: torch.Tensor, obs: torch.Tensor, t: torch.Tensor, sigma_t: torch.Tensor, create_graph: bool = False
+    ) -> torch.Tensor:
+        """eps = -sigma_t * grad_a f(a_t, s, t) by autograd; ``create_graph=True`` for training losses."""
+        with torch.enable_grad():
+            if not action_t.requires_grad:
+                action_t = action_t.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self(action_t, obs, t).sum(), action_t, create_graph=create_graph)
+        return -sigma_t[:, None] * grad
+
     def action_gradient(self, action: torch.Tensor, obs_emb: torch.Tensor, time_emb: torch.Tensor) -> torch.Tensor:
         """grad_a f(a, s, t) in closed form: one forward and one hand-written backward, no autograd.
 

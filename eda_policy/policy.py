@@ -183,12 +183,7 @@ class EDAPolicy(
         self, action_t: torch.Tensor, obs: torch.Tensor, t: torch.Tensor, create_graph: bool = False
     ) -> torch.Tensor:
         """eps_theta = -sigma_t * grad_a f(a_t, s, t); ``create_graph=True`` for training losses."""
-        with torch.enable_grad():
-            if not action_t.requires_grad:
-                action_t = action_t.detach().requires_grad_(True)
-            f = self.energy(action_t, obs, t)
-            (grad,) = torch.autograd.grad(f.sum(), action_t, create_graph=create_graph)
-        return -self.schedule.sigma(t)[:, None] * grad
+        return self.energy.noise_prediction(action_t, obs, t, self.schedule.sigma(t), create_graph=create_graph)
 
     @torch.no_grad()
     def sample_normalized(

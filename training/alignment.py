@@ -7,7 +7,6 @@ cross-entropy against softmax(alpha * Q) (or a one-hot preference on the best ac
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -150,7 +149,3 @@ def alignment_loss(
         raise ValueError(f"unknown alignment target {target!r}")
     return -(probs * torch.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
-
-def uniform_loss(k: int) -> float:
-    """The loss at step 0 (policy == reference): ln K."""
-    return math.log(k)

@@ -25,8 +25,6 @@ def behavior_loss(
     n = actions.shape[0]
     t = torch.rand(n, device=actions.device, generator=generator) * (1.0 - t_min) + t_min
     noise = torch.randn(actions.shape, device=actions.device, generator=generator)
-    noisy = schedule.add_noise(actions, t, noise).requires_grad_(True)
-    f = energy(noisy, obs, t)
-    (grad,) = torch.autograd.grad(f.sum(), noisy, create_graph=True)
-    eps_pred = -schedule.sigma(t)[:, None] * grad
+    noisy = schedule.add_noise(actions, t, noise)
+    eps_pred = energy.noise_prediction(noisy, obs, t, schedule.sigma(t), create_graph=True)
     return (eps_pred - noise).pow(2).sum(dim=-1).mean()
