@@ -4,7 +4,8 @@ For each dataset: ``eda-train all`` with the defaults (behavior and critic side 
 20 evaluation episodes of the aligned policy, beside the critic's own policies on the same data:
 AWR (IQL's policy extraction) and "greedy" (best of 16 behavior samples by Q).
 
-    python benchmarks/pipeline.py --datasets hopper-medium-replay hopper-medium --json benchmarks/results/pipeline.json
+    python benchmarks/pipeline.py --datasets hopper-medium-replay --seed 0
+    python benchmarks/pipeline.py --datasets walker2d-medium-expert --seed 0 --no-baselines
 
 A run folder that already exists is resumed (finished stages are not trained again; their wall
 times come from the run's results.json).
@@ -55,7 +56,7 @@ def training_seconds(run_dir: Path, stage: str) -> float:
     return total
 
 
-def bench_dataset(name: str, output: Path, seed: int, episodes: int, awr_steps: int) -> dict:
+def bench_dataset(name: str, output: Path, seed: int, episodes: int, awr_steps: int, baselines: bool = True) -> dict:
     run = RunConfig(dataset_ids=DATASETS[name], output=str(output), seed=seed, eval_episodes=episodes)
     run.apply_preset()
     data = load_run_data(run)
@@ -77,6 +78,10 @@ def bench_dataset(name: str, output: Path, seed: int, episodes: int, awr_steps: 
     behavior = EDAPolicy.from_pretrained(output / BEHAVIOR_DIR)
     result = evaluate_policy(behavior, num_episodes=episodes, seed=eval_seed)
     rows["behavior model only (stage 1)"] = score_stats(result.returns, *ref)
+    if not baselines:
+        return {"dataset": name, "dataset_ids": DATASETS[name], "seed": seed, "episodes": episodes,
+                "timings_s": {**timings, "this_invocation_s": total}, "policies": rows,
+                "run_config": run.to_dict()}
 
     critic = load_critic(output / CRITIC_DIR, data.obs_dim, data.act_dim)
     greedy = EDAPolicy.from_pretrained(output / POLICY_DIR)
@@ -103,15 +108,20 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--awr-steps", type=int, default=50_000)
-    parser.add_argument("--json", default="benchmarks/results/pipeline.json")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="skip the critic's own policies (greedy, AWR): EDA and the behavior model only")
+    parser.add_argument("--json", default=None,
+                        help="report path (default benchmarks/results/pipeline/<datasets>-s<seed>.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     report = []
     for name in args.datasets:
-        entry = bench_dataset(name, Path(args.runs) / f"{name}-s{args.seed}", args.seed, args.episodes, args.awr_steps)
+        entry = bench_dataset(name, Path(args.runs) / f"{name}-s{args.seed}", args.seed, args.episodes,
+                              args.awr_steps, baselines=not args.no_baselines)
         report.append(entry)
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        json_path = Path(args.json or f"benchmarks/results/pipeline/{'+'.join(args.datasets)}-s{args.seed}.json")
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2))
     print("| dataset | policy | normalised score (mean +- std) | return |")
     print("| --- | --- | --- | --- |")
     for entry in report:
@@ -123,8 +133,8 @@ def main() -> None:
     for entry in report:
         t = entry["timings_s"]
         print(f"| {entry['dataset']} | {t['behavior_train_s']:.0f} | {t['critic_train_s']:.0f} | "
-              f"{t['alignment_train_s']:.0f} | {t['awr_s']:.0f} |")
-    print(f"\nwrote {args.json}")
+              f"{t['alignment_train_s']:.0f} | {t.get('awr_s', float('nan')):.0f} |")
+    print(f"\nwrote {json_path}")
 
 
 if __name__ == "__main__":

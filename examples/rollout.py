@@ -2,6 +2,7 @@
 
     python examples/rollout.py                          # the shipped hopper policy
     python examples/rollout.py --task walker2d          # the shipped walker2d policy
+    python examples/rollout.py --task hopper-medium     # any folder in checkpoints/
     python examples/rollout.py --policy runs/hmr/policy # any checkpoint folder or Hub repo id
 """
 
@@ -22,11 +23,15 @@ DEFAULT_POLICIES = {
     "hopper": CHECKPOINTS / "hopper-medium-replay",
     "walker2d": CHECKPOINTS / "walker2d-medium",
 }
+# Every shipped folder can also be named directly, e.g. --task hopper-medium-expert.
+SHIPPED = {path.name: path for path in sorted(CHECKPOINTS.iterdir()) if (path / "config.json").is_file()}
+TASKS = {**SHIPPED, **DEFAULT_POLICIES}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", choices=sorted(DEFAULT_POLICIES), default="hopper", help="which shipped policy to run")
+    parser.add_argument("--task", choices=sorted(TASKS), default="hopper",
+                        help="which shipped policy to run: hopper, walker2d, or a folder name in checkpoints/")
     parser.add_argument("--policy", default=None, help="checkpoint folder or Hub repo id (overrides --task)")
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=10_000)
@@ -36,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    source = args.policy or str(DEFAULT_POLICIES[args.task])
+    source = args.policy or str(TASKS[args.task])
     policy = EDAPolicy.from_pretrained(source)
     print(f"loaded {source}: {policy.config.env_id}, trained on {policy.config.dataset_id}, "
           f"{policy.config.num_steps} network evaluations per action")

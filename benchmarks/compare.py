@@ -1,0 +1,97 @@
+"""Side-by-side table: EDA (ours, defaults) against d3rlpy IQL and TD3+BC, per dataset.
+
+Reads the JSON written by ``benchmarks/pipeline.py`` (``benchmarks/results/pipeline/*.json`` and
+the older ``benchmarks/results/pipeline.json``) and by ``benchmarks/d3rlpy_baseline.py``
+(``benchmarks/results/d3rlpy/*.json``); trains nothing.
+
+    python benchmarks/compare.py --json benchmarks/results/compare.json
+
+Each cell is the mean +- std over training seeds of the per-seed score (itself a mean over 20
+evaluation episodes), with the number of seeds and each seed's score; wall time is the mean
+training time of one run in minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+DATASET_ORDER = ["hopper-medium-replay", "hopper-medium", "hopper-medium-expert", "walker2d-medium", "walker2d-medium-expert"]
+METHODS = ["EDA (ours, default)", "EDA, 1 candidate", "d3rlpy IQL", "d3rlpy TD3+BC"]
+D3RLPY_NAMES = {"iql": "d3rlpy IQL", "td3bc": "d3rlpy TD3+BC"}
+
+
+def _eda_rows(entry: dict) -> dict[str, dict]:
+    """The two EDA rows of one pipeline report entry (labels changed once; accept both)."""
+    out = {}
+    for label, row in entry["policies"].items():
+        if label.startswith("EDA (best of 4"):
+            out["EDA (ours, default)"] = row
+        elif label.startswith("EDA (1 candidate") or label.startswith("EDA (default, 1 candidate"):
+            out["EDA, 1 candidate"] = row
+    return out
+
+
+def _eda_wall_s(timings: dict) -> float | None:
+    """Training wall time of one pipeline run: behavior and critic run side by side, then alignment."""
+    keys = ("behavior_train_s", "critic_train_s", "alignment_train_s")
+    if not all(k in timings for k in keys):
+        return None
+    return max(timings["behavior_train_s"], timings["critic_train_s"]) + timings["alignment_train_s"]
+
+
+def collect(results: Path) -> dict[tuple[str, str], dict[int, dict]]:
+    """(dataset, method) -> seed -> {"score": per-seed mean, "std": over episodes, "wall_s": ...}."""
+    table: dict[tuple[str, str], dict[int, dict]] = {}
+    pipeline_files = [results / "pipeline.json", *sorted((results / "pipeline").glob("*.json"))]
+    for path in pipeline_files:  # later files win for the same (dataset, seed)
+        if not path.exists():
+            continue
+        for entry in json.loads(path.read_text()):
+            for method, row in _eda_rows(entry).items():
+                table.setdefault((entry["dataset"], method), {})[entry["seed"]] = {
+                    "score": row["score_mean"], "std": row["score_std"], "wall_s": _eda_wall_s(entry["timings_s"])}
+    for path in sorted((results / "d3rlpy").glob("*.json")):
+        res = json.loads(path.read_text())
+        if not isinstance(res, dict) or "score_mean" not in res:
+            continue
+        method = D3RLPY_NAMES[res["algo"]]
+        table.setdefault((res["dataset"], method), {})[res["seed"]] = {
+            "score": res["score_mean"], "std": res["score_std"], "wall_s": res["train_wall_s"]}
+    return table
+
+
+def cell(seeds: dict[int, dict] | None) -> str:
+    if not seeds:
+        return "not run"
+    scores = np.array([seeds[s]["score"] for s in sorted(seeds)])
+    walls = [seeds[s]["wall_s"] for s in seeds if seeds[s]["wall_s"] is not None]
+    per_seed = ", ".join(f"{seeds[s]['score']:.1f}" for s in sorted(seeds))
+    text = f"{scores.mean():.1f} +- {scores.std():.1f} (n={len(scores)}: {per_seed})" if len(scores) > 1 else \
+        f"{scores[0]:.1f} +- {seeds[next(iter(seeds))]['std']:.1f} over episodes (n=1)"
+    if walls:
+        text += f", {np.mean(walls) / 60:.0f} min"
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--json", type=Path, default=None, help="also write the collected numbers here")
+    args = parser.parse_args()
+    table = collect(args.results)
+    print("| dataset | " + " | ".join(METHODS) + " |")
+    print("| --- |" + " --- |" * len(METHODS))
+    for dataset in DATASET_ORDER:
+        print(f"| {dataset} | " + " | ".join(cell(table.get((dataset, m))) for m in METHODS) + " |")
+    if args.json:
+        out = {f"{d}/{m}": {str(s): v for s, v in seeds.items()} for (d, m), seeds in table.items()}
+        args.json.write_text(json.dumps(out, indent=2, sort_keys=True))
+        print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
