@@ -167,7 +167,7 @@ def _export(args: argparse.Namespace) -> int:
     training_config = json.loads(run_config.read_text()) if run_config.exists() else None
     extra = {k: v for k, v in previous.items() if k not in ("evaluation", "video")}
     export_policy(policy, Path(args.to), evaluation=evaluation, repo_id=args.repo_id, training_config=training_config,
-                  extra_results=extra, video=args.video, video_seed=args.seed)
+                  extra_results=extra, video=args.video, video_seed=args.seed, notes=args.notes)
     if args.behavior and (Path(args.run_dir) / "behavior").is_dir():
         behavior = EDAPolicy.from_pretrained(Path(args.run_dir) / "behavior")
         export_policy(behavior, Path(str(args.to) + "-behavior"), evaluation=None, repo_id=args.repo_id + "-behavior",
@@ -234,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--video", action="store_true")
     ex.add_argument("--num-candidates", type=int, default=None, help="best-of-N default written into the exported config")
     ex.add_argument("--behavior", action="store_true", help="also export the stage-1 behavior model to <to>-behavior")
+    ex.add_argument("--notes", default=None, help="a paragraph for the model card, under the evaluation (e.g. known limits)")
     ft = sub.add_parser("finetune", help="align a pretrained policy to your own Q-labels")
     ft.add_argument("--policy", required=True, help="policy folder or Hub id")
     ft.add_argument("--labels", required=True, help=".npz with states (N,S) and either actions (N,K,A) + q_values (N,K), or use --q-function")

@@ -34,7 +34,9 @@ action = policy.act(obs)
 ## Evaluation
 
 {{ eval_table }}
-
+{% if notes %}
+{{ notes }}
+{% endif %}
 Protocol: {{ protocol }}
 
 ## Training
@@ -61,8 +63,9 @@ def model_card(
     *,
     repo_id: str,
     training_config: dict[str, Any] | None = None,
+    notes: str | None = None,
 ) -> ModelCard:
-    """A model card with machine-readable evaluation results (``model-index``)."""
+    """A model card with machine-readable evaluation results (``model-index``); ``notes`` go under the table."""
     cfg = policy.config
     dataset = cfg.dataset_id or "unknown"
     eval_results = []
@@ -108,6 +111,7 @@ def model_card(
         num_steps=cfg.num_steps,
         num_candidates=cfg.num_candidates,
         training_config=json.dumps(training_config or {}, indent=2, sort_keys=True),
+        notes=notes or "",
     )
 
 
@@ -121,19 +125,22 @@ def export_policy(
     extra_results: dict[str, Any] | None = None,
     video: bool = True,
     video_seed: int = 0,
+    notes: str | None = None,
 ) -> Path:
     """Write config.json, model.safetensors, README.md (model card), results.json and rollout.gif."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     card_path = directory / "README.md"
     card_path.unlink(missing_ok=True)  # save_pretrained keeps an existing card; ours replaces the default
-    model_card(policy, evaluation, repo_id=repo_id, training_config=training_config).save(card_path)
+    model_card(policy, evaluation, repo_id=repo_id, training_config=training_config, notes=notes).save(card_path)
     policy.save_pretrained(directory)
     results: dict[str, Any] = {
         "env_id": policy.config.env_id,
         "dataset_id": policy.config.dataset_id,
         "evaluation": evaluation.to_dict() if evaluation is not None else None,
     }
+    if notes:
+        results["notes"] = notes
     results.update(extra_results or {})
     if video:
         os.environ.setdefault("MUJOCO_GL", "egl")
