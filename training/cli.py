@@ -163,8 +163,9 @@ def _export(args: argparse.Namespace) -> int:
     evaluation = evaluate_policy(policy, num_episodes=args.episodes, seed=args.seed)
     print(evaluation.summary())
     previous = json.loads((source / "results.json").read_text()) if (source / "results.json").exists() else {}
-    run_config = Path(args.run_dir) / "run_config.json"
-    training_config = json.loads(run_config.read_text()) if run_config.exists() else None
+    # A run folder, or a stage folder inside one (e.g. <run>/behavior): the run's settings sit beside it.
+    configs = [p / "run_config.json" for p in (Path(args.run_dir), Path(args.run_dir).parent) if (p / "run_config.json").exists()]
+    training_config = json.loads(configs[0].read_text()) if configs else None
     extra = {k: v for k, v in previous.items() if k not in ("evaluation", "video")}
     export_policy(policy, Path(args.to), evaluation=evaluation, repo_id=args.repo_id, training_config=training_config,
                   extra_results=extra, video=args.video, video_seed=args.seed, notes=args.notes)
