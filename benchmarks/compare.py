@@ -6,9 +6,10 @@ the older ``benchmarks/results/pipeline.json``) and by ``benchmarks/d3rlpy_basel
 
     python benchmarks/compare.py --json benchmarks/results/compare.json
 
-Each cell is the mean +- std over training seeds of the per-seed score (itself a mean over 20
-evaluation episodes), with the number of seeds and each seed's score; wall time is the mean
-training time of one run in minutes.
+A score cell with one training seed is that run's mean +- std over its 20 evaluation episodes;
+with several seeds it is the mean +- std over seeds of the per-seed means, then each seed's score.
+Wall time: EDA = max(behavior, critic) + alignment training seconds (the first two run side by
+side), d3rlpy = its training loop; both from the runs' own logs.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 DATASET_ORDER = ["hopper-medium-replay", "hopper-medium", "hopper-medium-expert", "walker2d-medium", "walker2d-medium-expert"]
-METHODS = ["EDA (ours, default)", "EDA, 1 candidate", "d3rlpy IQL", "d3rlpy TD3+BC"]
+METHODS = ["EDA (ours, default)", "EDA, 1 candidate", "behavior model (EDA stage 1)", "d3rlpy IQL", "d3rlpy TD3+BC"]
 D3RLPY_NAMES = {"iql": "d3rlpy IQL", "td3bc": "d3rlpy TD3+BC"}
 
 
@@ -32,6 +33,8 @@ def _eda_rows(entry: dict) -> dict[str, dict]:
             out["EDA (ours, default)"] = row
         elif label.startswith("EDA (1 candidate") or label.startswith("EDA (default, 1 candidate"):
             out["EDA, 1 candidate"] = row
+        elif label.startswith("behavior model only"):
+            out["behavior model (EDA stage 1)"] = row
     return out
 
 
@@ -64,17 +67,21 @@ def collect(results: Path) -> dict[tuple[str, str], dict[int, dict]]:
     return table
 
 
-def cell(seeds: dict[int, dict] | None) -> str:
+def score_cell(seeds: dict[int, dict] | None) -> str:
+    """One seed: mean +- std over its episodes. Several: mean +- std over seeds, and each seed's score."""
     if not seeds:
         return "not run"
+    if len(seeds) == 1:
+        only = next(iter(seeds.values()))
+        return f"{only['score']:.1f} +- {only['std']:.1f} (1 seed)"
     scores = np.array([seeds[s]["score"] for s in sorted(seeds)])
-    walls = [seeds[s]["wall_s"] for s in seeds if seeds[s]["wall_s"] is not None]
     per_seed = ", ".join(f"{seeds[s]['score']:.1f}" for s in sorted(seeds))
-    text = f"{scores.mean():.1f} +- {scores.std():.1f} (n={len(scores)}: {per_seed})" if len(scores) > 1 else \
-        f"{scores[0]:.1f} +- {seeds[next(iter(seeds))]['std']:.1f} over episodes (n=1)"
-    if walls:
-        text += f", {np.mean(walls) / 60:.0f} min"
-    return text
+    return f"{scores.mean():.1f} +- {scores.std():.1f} ({len(scores)} seeds: {per_seed})"
+
+
+def wall_cell(seeds: dict[int, dict] | None) -> str:
+    walls = [v["wall_s"] for v in (seeds or {}).values() if v["wall_s"] is not None]
+    return f"{np.mean(walls) / 60:.0f}" if walls else "-"
 
 
 def main() -> None:
@@ -83,10 +90,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the collected numbers here")
     args = parser.parse_args()
     table = collect(args.results)
+    print("Normalised score:\n")
     print("| dataset | " + " | ".join(METHODS) + " |")
     print("| --- |" + " --- |" * len(METHODS))
     for dataset in DATASET_ORDER:
-        print(f"| {dataset} | " + " | ".join(cell(table.get((dataset, m))) for m in METHODS) + " |")
+        print(f"| {dataset} | " + " | ".join(score_cell(table.get((dataset, m))) for m in METHODS) + " |")
+    trained = [m for m in METHODS if m.startswith(("EDA (", "d3rlpy"))]  # the other rows come from the same EDA run
+    print("\nTraining wall time of one run, minutes (mean over seeds):\n")
+    print("| dataset | " + " | ".join(trained) + " |")
+    print("| --- |" + " --- |" * len(trained))
+    for dataset in DATASET_ORDER:
+        print(f"| {dataset} | " + " | ".join(wall_cell(table.get((dataset, m))) for m in trained) + " |")
     if args.json:
         out = {f"{d}/{m}": {str(s): v for s, v in seeds.items()} for (d, m), seeds in table.items()}
         args.json.write_text(json.dumps(out, indent=2, sort_keys=True))
