@@ -4,7 +4,10 @@ Reads the JSON written by ``benchmarks/pipeline.py`` (``benchmarks/results/pipel
 the older ``benchmarks/results/pipeline.json``) and by ``benchmarks/d3rlpy_baseline.py``
 (``benchmarks/results/d3rlpy/*.json``); trains nothing.
 
-    python benchmarks/compare.py --json benchmarks/results/compare.json
+    python benchmarks/compare.py --json benchmarks/results/compare.json --markdown BENCHMARKS.md
+
+With ``--markdown FILE`` the tables also replace whatever stands between the lines
+``<!-- compare:begin -->`` and ``<!-- compare:end -->`` in FILE.
 
 A score cell with one training seed is that run's mean +- std over its 20 evaluation episodes;
 with several seeds it is the mean +- std over seeds of the per-seed means, then each seed's score.
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -84,23 +88,40 @@ def wall_cell(seeds: dict[int, dict] | None) -> str:
     return f"{np.mean(walls) / 60:.0f}" if walls else "-"
 
 
+def format_tables(table: dict[tuple[str, str], dict[int, dict]]) -> str:
+    """The score table and the wall-time table, as Markdown."""
+    lines = ["Normalised score:", "", "| dataset | " + " | ".join(METHODS) + " |", "| --- |" + " --- |" * len(METHODS)]
+    for dataset in DATASET_ORDER:
+        lines.append(f"| {dataset} | " + " | ".join(score_cell(table.get((dataset, m))) for m in METHODS) + " |")
+    trained = [m for m in METHODS if m.startswith(("EDA (", "d3rlpy"))]  # the other rows come from the same EDA run
+    lines += ["", "Training wall time of one run, minutes (mean over seeds):", "",
+              "| dataset | " + " | ".join(trained) + " |", "| --- |" + " --- |" * len(trained)]
+    for dataset in DATASET_ORDER:
+        lines.append(f"| {dataset} | " + " | ".join(wall_cell(table.get((dataset, m))) for m in trained) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_between_markers(path: Path, text: str) -> None:
+    """Put ``text`` between the compare:begin / compare:end comment lines of a Markdown file."""
+    source = path.read_text()
+    pattern = re.compile(r"(<!-- compare:begin -->\n).*?(<!-- compare:end -->)", re.S)
+    if not pattern.search(source):
+        raise SystemExit(f"{path} has no '<!-- compare:begin -->' ... '<!-- compare:end -->' block to fill")
+    path.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), source))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--json", type=Path, default=None, help="also write the collected numbers here")
+    parser.add_argument("--markdown", type=Path, default=None, help="also fill the compare block of this file")
     args = parser.parse_args()
     table = collect(args.results)
-    print("Normalised score:\n")
-    print("| dataset | " + " | ".join(METHODS) + " |")
-    print("| --- |" + " --- |" * len(METHODS))
-    for dataset in DATASET_ORDER:
-        print(f"| {dataset} | " + " | ".join(score_cell(table.get((dataset, m))) for m in METHODS) + " |")
-    trained = [m for m in METHODS if m.startswith(("EDA (", "d3rlpy"))]  # the other rows come from the same EDA run
-    print("\nTraining wall time of one run, minutes (mean over seeds):\n")
-    print("| dataset | " + " | ".join(trained) + " |")
-    print("| --- |" + " --- |" * len(trained))
-    for dataset in DATASET_ORDER:
-        print(f"| {dataset} | " + " | ".join(wall_cell(table.get((dataset, m))) for m in trained) + " |")
+    text = format_tables(table)
+    print(text, end="")
+    if args.markdown:
+        replace_between_markers(args.markdown, text)
+        print(f"\nfilled the compare block of {args.markdown}")
     if args.json:
         out = {f"{d}/{m}": {str(s): v for s, v in seeds.items()} for (d, m), seeds in table.items()}
         args.json.write_text(json.dumps(out, indent=2, sort_keys=True))

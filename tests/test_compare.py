@@ -1,0 +1,59 @@
+"""benchmarks/compare.py: collecting EDA and d3rlpy reports into the side-by-side table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def compare():
+    spec = importlib.util.spec_from_file_location("compare", ROOT / "benchmarks" / "compare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pipeline_entry(dataset: str, seed: int, score: float) -> dict:
+    return {"dataset": dataset, "seed": seed,
+            "timings_s": {"behavior_train_s": 600.0, "critic_train_s": 900.0, "alignment_train_s": 300.0},
+            "policies": {"EDA (1 candidate)": {"score_mean": score - 10, "score_std": 5.0},
+                         "EDA (best of 4 by Q, the default)": {"score_mean": score, "score_std": 2.0},
+                         "behavior model only (stage 1)": {"score_mean": 30.0, "score_std": 1.0}}}
+
+
+def test_seeds_are_averaged_and_missing_runs_are_said(tmp_path: Path, compare) -> None:
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "d3rlpy").mkdir()
+    for seed, score in [(0, 80.0), (1, 70.0)]:
+        path = tmp_path / "pipeline" / f"hopper-medium-replay-s{seed}.json"
+        path.write_text(json.dumps([_pipeline_entry("hopper-medium-replay", seed, score)]))
+    (tmp_path / "d3rlpy" / "hopper-medium-replay-iql-s0.json").write_text(json.dumps(
+        {"dataset": "hopper-medium-replay", "algo": "iql", "seed": 0, "score_mean": 60.0, "score_std": 3.0,
+         "train_wall_s": 1200.0}))
+    (tmp_path / "d3rlpy" / "run.log").write_text("not json")
+
+    table = compare.collect(tmp_path)
+    text = compare.format_tables(table)
+    row = next(line for line in text.splitlines() if line.startswith("| hopper-medium-replay |") and "seeds" in line)
+    assert "75.0 +- 5.0 (2 seeds: 80.0, 70.0)" in row  # EDA default over two seeds
+    assert "60.0 +- 3.0 (1 seed)" in row  # d3rlpy IQL, one seed: std over episodes
+    assert row.rstrip(" |").endswith("not run")  # no TD3+BC report
+    walls = [line for line in text.splitlines() if line.startswith("| hopper-medium-replay |")][-1]
+    assert walls.split("|")[2].strip() == "20"  # max(600, 900) + 300 s = 20 min
+    assert walls.split("|")[3].strip() == "20"  # 1200 s
+
+
+def test_markdown_block_is_replaced_and_a_missing_block_is_an_error(tmp_path: Path, compare) -> None:
+    doc = tmp_path / "B.md"
+    doc.write_text("intro\n<!-- compare:begin -->\nold table\n<!-- compare:end -->\nafter\n")
+    compare.replace_between_markers(doc, "new table\n")
+    assert doc.read_text() == "intro\n<!-- compare:begin -->\nnew table\n<!-- compare:end -->\nafter\n"
+    (tmp_path / "plain.md").write_text("no markers here\n")
+    with pytest.raises(SystemExit, match="compare:begin"):
+        compare.replace_between_markers(tmp_path / "plain.md", "x")
