@@ -7,7 +7,9 @@ the older ``benchmarks/results/pipeline.json``) and by ``benchmarks/d3rlpy_basel
     python benchmarks/compare.py --json benchmarks/results/compare.json --markdown BENCHMARKS.md
 
 With ``--markdown FILE`` the tables also replace whatever stands between the lines
-``<!-- compare:begin -->`` and ``<!-- compare:end -->`` in FILE.
+``<!-- compare:begin -->`` and ``<!-- compare:end -->`` in FILE, and the few-step table (from
+``benchmarks/results/few_step_*.json``, written by ``benchmarks/few_step.py``) what stands between
+``<!-- few-step:begin -->`` and ``<!-- few-step:end -->``.
 
 A score cell with one training seed is that run's mean +- std over its 20 evaluation episodes;
 with several seeds it is the mean +- std over seeds of the per-seed means, then each seed's score.
@@ -101,12 +103,37 @@ def format_tables(table: dict[tuple[str, str], dict[int, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_between_markers(path: Path, text: str) -> None:
-    """Put ``text`` between the compare:begin / compare:end comment lines of a Markdown file."""
+def format_few_step(results: Path) -> str:
+    """Score of every shipped policy per number of network evaluations (NFE), with and without best-of-N."""
+    entries = [e for path in sorted(results.glob("few_step_*.json")) for e in json.loads(path.read_text())]
+    nfes = sorted({row["nfe"] for e in entries for row in e["rows"]})
+    lines = ["| policy | candidates | " + " | ".join(f"{n} NFE" for n in nfes) + " |",
+             "| --- | --- |" + " --- |" * len(nfes)]
+    for entry in entries:
+        name = Path(entry["policy"]).name
+        for candidates in sorted({row["num_candidates"] for row in entry["rows"]}):
+            rows = {row["nfe"]: row for row in entry["rows"] if row["num_candidates"] == candidates}
+            cells = []
+            for n in nfes:
+                row = rows.get(n)
+                if row is None:
+                    cells.append("-")
+                    continue
+                text = f"{row['score_mean']:.1f} +- {row['score_std']:.1f}"
+                if n == entry["default_nfe"]:
+                    text = f"**{text} ({100 * row['fraction_of_max_nfe']:.0f}%)**"
+                cells.append(text)
+            label = "1" if candidates == 1 else f"best of {candidates} by Q"
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_between_markers(path: Path, text: str, name: str = "compare") -> None:
+    """Put ``text`` between the <name>:begin / <name>:end comment lines of a Markdown file."""
     source = path.read_text()
-    pattern = re.compile(r"(<!-- compare:begin -->\n).*?(<!-- compare:end -->)", re.S)
+    pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
     if not pattern.search(source):
-        raise SystemExit(f"{path} has no '<!-- compare:begin -->' ... '<!-- compare:end -->' block to fill")
+        raise SystemExit(f"{path} has no '<!-- {name}:begin -->' ... '<!-- {name}:end -->' block to fill")
     path.write_text(pattern.sub(lambda m: m.group(1) + text.rstrip() + "\n" + m.group(2), source))
 
 
@@ -121,7 +148,8 @@ def main() -> None:
     print(text, end="")
     if args.markdown:
         replace_between_markers(args.markdown, text)
-        print(f"\nfilled the compare block of {args.markdown}")
+        replace_between_markers(args.markdown, format_few_step(args.results), "few-step")
+        print(f"\nfilled the compare and few-step blocks of {args.markdown}")
     if args.json:
         out = {f"{d}/{m}": {str(s): v for s, v in seeds.items()} for (d, m), seeds in table.items()}
         args.json.write_text(json.dumps(out, indent=2, sort_keys=True))

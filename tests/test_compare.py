@@ -57,3 +57,14 @@ def test_markdown_block_is_replaced_and_a_missing_block_is_an_error(tmp_path: Pa
     (tmp_path / "plain.md").write_text("no markers here\n")
     with pytest.raises(SystemExit, match="compare:begin"):
         compare.replace_between_markers(tmp_path / "plain.md", "x")
+
+
+def test_few_step_table_marks_the_default_and_its_share_of_15(tmp_path: Path, compare) -> None:
+    rows = [{"nfe": n, "num_candidates": c, "score_mean": float(10 * n + c), "score_std": 1.0,
+             "fraction_of_max_nfe": (10 * n + c) / (150 + c)} for c in (1, 4) for n in (1, 3, 15)]
+    (tmp_path / "few_step_x.json").write_text(json.dumps([{"policy": "checkpoints/x", "default_nfe": 3, "rows": rows}]))
+    text = compare.format_few_step(tmp_path)
+    lines = text.splitlines()
+    assert lines[0] == "| policy | candidates | 1 NFE | 3 NFE | 15 NFE |"
+    assert lines[2] == "| x | 1 | 11.0 +- 1.0 | **31.0 +- 1.0 (20%)** | 151.0 +- 1.0 |"
+    assert lines[3].startswith("| x | best of 4 by Q | 14.0 +- 1.0 | **34.0 +- 1.0 (22%)**")
