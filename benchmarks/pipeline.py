@@ -8,7 +8,7 @@ AWR (IQL's policy extraction) and "greedy" (best of 16 behavior samples by Q).
     python benchmarks/pipeline.py --datasets walker2d-medium-expert --seed 0 --no-baselines
 
 A run folder that already exists is resumed (finished stages are not trained again; their wall
-times come from the run's results.json).
+times come from the stages' step logs in <run>/metrics).
 """
 
 from __future__ import annotations
@@ -56,6 +56,30 @@ def training_seconds(run_dir: Path, stage: str) -> float:
     return total
 
 
+def critic_baselines(output: Path, data, behavior: EDAPolicy, episodes: int, eval_seed: int, awr_steps: int,
+                     seed: int) -> tuple[dict[str, dict], float]:
+    """The critic's own policies on the same data: greedy best-of-16 behavior samples, and AWR.
+
+    Returns their score rows and the AWR training seconds.
+    """
+    ref = (data.ref_min_score, data.ref_max_score)
+    rows: dict[str, dict] = {}
+    critic = load_critic(output / CRITIC_DIR, data.obs_dim, data.act_dim)
+    greedy = EDAPolicy.from_pretrained(output / POLICY_DIR)
+    greedy.load_state_dict({**greedy.state_dict(), **behavior.state_dict()}, strict=True)
+    result = evaluate_policy(greedy, num_episodes=episodes, seed=eval_seed, num_candidates=16)
+    rows["critic greedy (best of 16 behavior samples)"] = score_stats(result.returns, *ref)
+
+    tensors = TrainingTensors.build(data, torch.device("cpu"))
+    began = time.perf_counter()
+    awr = train_awr(tensors.obs, tensors.actions, critic, AWRConfig(steps=awr_steps), seed=seed)
+    awr_time = time.perf_counter() - began
+    mean, std = data.observation_stats()
+    returns, _ = run_episodes(awr_actor(awr, mean, std, data.action_low, data.action_high), data.env_id, episodes, seed=eval_seed)
+    rows[f"critic AWR policy ({awr_steps} steps)"] = score_stats(returns, *ref)
+    return rows, awr_time
+
+
 def bench_dataset(name: str, output: Path, seed: int, episodes: int, awr_steps: int, baselines: bool = True) -> dict:
     run = RunConfig(dataset_ids=DATASETS[name], output=str(output), seed=seed, eval_episodes=episodes)
     run.apply_preset()
@@ -66,6 +90,7 @@ def bench_dataset(name: str, output: Path, seed: int, episodes: int, awr_steps: 
     stored = json.loads((output / POLICY_DIR / "results.json").read_text())
     timings = stored.get("timings", results.get("timings", {}))
     timings.update({f"{stage}_train_s": training_seconds(output, stage) for stage in ("behavior", "critic", "alignment")})
+    timings["this_invocation_s"] = total
     ref = (data.ref_min_score, data.ref_max_score)
     eval_seed = seed + 10_000
     rows: dict[str, dict] = {}
@@ -78,27 +103,11 @@ def bench_dataset(name: str, output: Path, seed: int, episodes: int, awr_steps: 
     behavior = EDAPolicy.from_pretrained(output / BEHAVIOR_DIR)
     result = evaluate_policy(behavior, num_episodes=episodes, seed=eval_seed)
     rows["behavior model only (stage 1)"] = score_stats(result.returns, *ref)
-    if not baselines:
-        return {"dataset": name, "dataset_ids": DATASETS[name], "seed": seed, "episodes": episodes,
-                "timings_s": {**timings, "this_invocation_s": total}, "policies": rows,
-                "run_config": run.to_dict()}
-
-    critic = load_critic(output / CRITIC_DIR, data.obs_dim, data.act_dim)
-    greedy = EDAPolicy.from_pretrained(output / POLICY_DIR)
-    greedy.load_state_dict({**greedy.state_dict(), **{k: v for k, v in behavior.state_dict().items()}}, strict=True)
-    result = evaluate_policy(greedy, num_episodes=episodes, seed=eval_seed, num_candidates=16)
-    rows["critic greedy (best of 16 behavior samples)"] = score_stats(result.returns, *ref)
-
-    tensors = TrainingTensors.build(data, torch.device("cpu"))
-    began_awr = time.perf_counter()
-    awr = train_awr(tensors.obs, tensors.actions, critic, AWRConfig(steps=awr_steps), seed=seed)
-    awr_time = time.perf_counter() - began_awr
-    mean, std = data.observation_stats()
-    returns, _ = run_episodes(awr_actor(awr, mean, std, data.action_low, data.action_high), data.env_id, episodes, seed=eval_seed)
-    rows[f"critic AWR policy ({awr_steps} steps)"] = score_stats(returns, *ref)
+    if baselines:
+        baseline_rows, timings["awr_s"] = critic_baselines(output, data, behavior, episodes, eval_seed, awr_steps, seed)
+        rows.update(baseline_rows)
     return {"dataset": name, "dataset_ids": DATASETS[name], "seed": seed, "episodes": episodes,
-            "timings_s": {**timings, "this_invocation_s": total, "awr_s": awr_time}, "policies": rows,
-            "run_config": run.to_dict()}
+            "timings_s": timings, "policies": rows, "run_config": run.to_dict()}
 
 
 def main() -> None:
@@ -114,14 +123,14 @@ def main() -> None:
                         help="report path (default benchmarks/results/pipeline/<datasets>-s<seed>.json)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    json_path = Path(args.json or f"benchmarks/results/pipeline/{'+'.join(args.datasets)}-s{args.seed}.json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     report = []
     for name in args.datasets:
         entry = bench_dataset(name, Path(args.runs) / f"{name}-s{args.seed}", args.seed, args.episodes,
                               args.awr_steps, baselines=not args.no_baselines)
         report.append(entry)
-        json_path = Path(args.json or f"benchmarks/results/pipeline/{'+'.join(args.datasets)}-s{args.seed}.json")
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(report, indent=2))
+        json_path.write_text(json.dumps(report, indent=2))  # after each dataset, so finished ones are kept
     print("| dataset | policy | normalised score (mean +- std) | return |")
     print("| --- | --- | --- | --- |")
     for entry in report:
