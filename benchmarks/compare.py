@@ -9,7 +9,8 @@ the older ``benchmarks/results/pipeline.json``) and by ``benchmarks/d3rlpy_basel
 With ``--markdown FILE`` the tables also replace whatever stands between the lines
 ``<!-- compare:begin -->`` and ``<!-- compare:end -->`` in FILE, and the few-step table (from
 ``benchmarks/results/few_step_*.json``, written by ``benchmarks/few_step.py``) what stands between
-``<!-- few-step:begin -->`` and ``<!-- few-step:end -->``.
+``<!-- few-step:begin -->`` and ``<!-- few-step:end -->``, and the table of every training run (one
+line per dataset, method and seed) what stands between ``<!-- runs:begin -->`` and ``<!-- runs:end -->``.
 
 A score cell with one training seed is that run's mean +- std over its 20 evaluation episodes;
 with several seeds it is the mean +- std over seeds of the per-seed means, then each seed's score.
@@ -103,6 +104,18 @@ def format_tables(table: dict[tuple[str, str], dict[int, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def format_runs(table: dict[tuple[str, str], dict[int, dict]]) -> str:
+    """Every training run on its own line: score mean +- std over its evaluation episodes, wall time."""
+    lines = ["| dataset | method | seed | score (mean +- std over episodes) | training wall min |",
+             "| --- | --- | --- | --- | --- |"]
+    for dataset in DATASET_ORDER:
+        for method in METHODS:
+            for seed, run in sorted(table.get((dataset, method), {}).items()):
+                wall = "-" if run["wall_s"] is None or not method.startswith(("EDA (", "d3rlpy")) else f"{run['wall_s'] / 60:.0f}"
+                lines.append(f"| {dataset} | {method} | {seed} | {run['score']:.1f} +- {run['std']:.1f} | {wall} |")
+    return "\n".join(lines) + "\n"
+
+
 def format_few_step(results: Path) -> str:
     """Score of every shipped policy per number of network evaluations (NFE), with and without best-of-N."""
     entries = [e for path in sorted(results.glob("few_step_*.json")) for e in json.loads(path.read_text())]
@@ -149,7 +162,8 @@ def main() -> None:
     if args.markdown:
         replace_between_markers(args.markdown, text)
         replace_between_markers(args.markdown, format_few_step(args.results), "few-step")
-        print(f"\nfilled the compare and few-step blocks of {args.markdown}")
+        replace_between_markers(args.markdown, format_runs(table), "runs")
+        print(f"\nfilled the compare, few-step and runs blocks of {args.markdown}")
     if args.json:
         out = {f"{d}/{m}": {str(s): v for s, v in seeds.items()} for (d, m), seeds in table.items()}
         args.json.write_text(json.dumps(out, indent=2, sort_keys=True))

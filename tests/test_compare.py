@@ -68,3 +68,16 @@ def test_few_step_table_marks_the_default_and_its_share_of_15(tmp_path: Path, co
     assert lines[0] == "| policy | candidates | 1 NFE | 3 NFE | 15 NFE |"
     assert lines[2] == "| x | 1 | 11.0 +- 1.0 | **31.0 +- 1.0 (21%)** | 151.0 +- 1.0 |"
     assert lines[3].startswith("| x | best of 4 by Q | 14.0 +- 1.0 | **34.0 +- 1.0 (22%)**")
+
+
+def test_every_run_gets_its_own_line_with_its_episode_spread(tmp_path: Path, compare) -> None:
+    (tmp_path / "pipeline").mkdir()
+    for seed, score in [(0, 80.0), (1, 70.0)]:
+        path = tmp_path / "pipeline" / f"hopper-medium-replay-s{seed}.json"
+        path.write_text(json.dumps([_pipeline_entry("hopper-medium-replay", seed, score)]))
+    lines = compare.format_runs(compare.collect(tmp_path)).splitlines()
+    assert "| hopper-medium-replay | EDA (ours, default) | 0 | 80.0 +- 2.0 | 20 |" in lines
+    assert "| hopper-medium-replay | EDA (ours, default) | 1 | 70.0 +- 2.0 | 20 |" in lines
+    # the behavior row comes out of the same run: its wall time is not counted twice
+    assert "| hopper-medium-replay | behavior model (EDA stage 1) | 1 | 30.0 +- 1.0 | - |" in lines
+    assert len(lines) == 2 + 2 * 3
