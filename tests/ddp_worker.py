@@ -40,6 +40,12 @@ def main() -> None:
     if dist.is_initialized():
         dist.barrier()  # both ranks finished writing before either tears the group down
         dist.destroy_process_group()
+    # Skip interpreter finalization: gloo's worker threads can still be torn down there and, on a
+    # loaded machine, abort the process ("terminate called without an active exception") after all
+    # work is done (seen once in CI; pytorch/pytorch#179291 describes the same teardown race).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
