@@ -30,6 +30,8 @@ import numpy as np
 DATASET_ORDER = ["hopper-medium-replay", "hopper-medium", "hopper-medium-expert", "walker2d-medium", "walker2d-medium-expert"]
 METHODS = ["EDA (ours, default)", "EDA, 1 candidate", "behavior model (EDA stage 1)", "d3rlpy IQL", "d3rlpy TD3+BC"]
 D3RLPY_NAMES = {"iql": "d3rlpy IQL", "td3bc": "d3rlpy TD3+BC"}
+# Methods that are a training run of their own (the other EDA rows come out of the same run as the default).
+TRAINED_METHODS = [m for m in METHODS if m.startswith(("EDA (", "d3rlpy"))]
 
 
 def _eda_rows(entry: dict) -> dict[str, dict]:
@@ -96,7 +98,7 @@ def format_tables(table: dict[tuple[str, str], dict[int, dict]]) -> str:
     lines = ["Normalised score:", "", "| dataset | " + " | ".join(METHODS) + " |", "| --- |" + " --- |" * len(METHODS)]
     for dataset in DATASET_ORDER:
         lines.append(f"| {dataset} | " + " | ".join(score_cell(table.get((dataset, m))) for m in METHODS) + " |")
-    trained = [m for m in METHODS if m.startswith(("EDA (", "d3rlpy"))]  # the other rows come from the same EDA run
+    trained = TRAINED_METHODS
     lines += ["", "Training wall time of one run, minutes (mean over seeds):", "",
               "| dataset | " + " | ".join(trained) + " |", "| --- |" + " --- |" * len(trained)]
     for dataset in DATASET_ORDER:
@@ -111,7 +113,7 @@ def format_runs(table: dict[tuple[str, str], dict[int, dict]]) -> str:
     for dataset in DATASET_ORDER:
         for method in METHODS:
             for seed, run in sorted(table.get((dataset, method), {}).items()):
-                wall = "-" if run["wall_s"] is None or not method.startswith(("EDA (", "d3rlpy")) else f"{run['wall_s'] / 60:.0f}"
+                wall = "-" if run["wall_s"] is None or method not in TRAINED_METHODS else f"{run['wall_s'] / 60:.0f}"
                 lines.append(f"| {dataset} | {method} | {seed} | {run['score']:.1f} +- {run['std']:.1f} | {wall} |")
     return "\n".join(lines) + "\n"
 
