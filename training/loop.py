@@ -14,7 +14,7 @@ from .distributed import DistContext
 from .metrics import MetricsLogger
 from .state import load_training_state, save_training_state
 
-StepFn = Callable[[int], dict[str, float]]
+StepFn = Callable[[int], dict[str, "float | torch.Tensor"]]
 EvalFn = Callable[[int], dict[str, float]]
 
 
@@ -52,7 +52,7 @@ class StageRunner:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=self.steps, initial=start, desc=self.name, dynamic_ncols=True, mininterval=1.0)
-        running: dict[str, float] = {}
+        running: dict[str, float | torch.Tensor] = {}
         count = 0
         began = time.perf_counter()
         step = start
@@ -60,13 +60,15 @@ class StageRunner:
             while step < self.steps:
                 values = step_fn(step)
                 step += 1
+                # Sum as given (tensors stay on the device): converting each step would make a GPU
+                # wait for every step to finish; values are read only when logged.
                 for key, value in values.items():
-                    running[key] = running.get(key, 0.0) + float(value)
+                    running[key] = running[key] + value if key in running else value
                 count += 1
                 if bar is not None:
                     bar.update(1)
                 if step % self.log_every == 0 or step == self.steps:
-                    means = {k: v / count for k, v in running.items()}
+                    means = {k: float(v) / count for k, v in running.items()}
                     means["steps_per_s"] = count / max(time.perf_counter() - began, 1e-9)
                     logger.log(step, means)
                     if bar is not None:
