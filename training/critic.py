@@ -28,8 +28,7 @@ class IQLCritic(nn.Module):
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:
-        for target, online in zip(self.q_target.parameters(), self.q.parameters()):
-            target.lerp_(online, tau)
+        torch._foreach_lerp_(list(self.q_target.parameters()), list(self.q.parameters()), tau)
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
