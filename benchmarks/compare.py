@@ -1,7 +1,8 @@
 """Side-by-side table: EDA (ours, defaults) against d3rlpy IQL and TD3+BC, per dataset.
 
 Reads the JSON written by ``benchmarks/pipeline.py`` (``benchmarks/results/pipeline/*.json`` and
-the older ``benchmarks/results/pipeline.json``) and by ``benchmarks/d3rlpy_baseline.py``
+the older ``benchmarks/results/pipeline.json``), by ``benchmarks/gpu_budget.py``
+(``benchmarks/results/pipeline_gpu/*.json``, the "EDA, GPU budget" columns) and by ``benchmarks/d3rlpy_baseline.py``
 (``benchmarks/results/d3rlpy/*.json``); trains nothing.
 
     python benchmarks/compare.py --json benchmarks/results/compare.json --markdown BENCHMARKS.md
@@ -28,10 +29,14 @@ from pathlib import Path
 import numpy as np
 
 DATASET_ORDER = ["hopper-medium-replay", "hopper-medium", "hopper-medium-expert", "walker2d-medium", "walker2d-medium-expert"]
-METHODS = ["EDA (ours, default)", "EDA, 1 candidate", "behavior model (EDA stage 1)", "d3rlpy IQL", "d3rlpy TD3+BC"]
+GPU = "EDA, GPU budget"
+METHODS = ["EDA (ours, default)", "EDA, 1 candidate", "behavior model (EDA stage 1)", GPU, f"{GPU}, 1 candidate",
+           "d3rlpy IQL", "d3rlpy TD3+BC"]
 D3RLPY_NAMES = {"iql": "d3rlpy IQL", "td3bc": "d3rlpy TD3+BC"}
 # Methods that are a training run of their own (the other EDA rows come out of the same run as the default).
-TRAINED_METHODS = [m for m in METHODS if m.startswith(("EDA (", "d3rlpy"))]
+TRAINED_METHODS = [m for m in METHODS if m.startswith(("EDA (", "d3rlpy")) or m == GPU]
+# benchmarks/gpu_budget.py's reports: the same layout, other method names; its behavior model is not tabled.
+GPU_NAMES = {"EDA (ours, default)": GPU, "EDA, 1 candidate": f"{GPU}, 1 candidate"}
 
 
 def _eda_rows(entry: dict) -> dict[str, dict]:
@@ -66,6 +71,12 @@ def collect(results: Path) -> dict[tuple[str, str], dict[int, dict]]:
             for method, row in _eda_rows(entry).items():
                 table.setdefault((entry["dataset"], method), {})[entry["seed"]] = {
                     "score": row["score_mean"], "std": row["score_std"], "wall_s": _eda_wall_s(entry["timings_s"])}
+    for path in sorted((results / "pipeline_gpu").glob("*.json")):
+        for entry in json.loads(path.read_text()):
+            for method, row in _eda_rows(entry).items():
+                if method in GPU_NAMES:
+                    table.setdefault((entry["dataset"], GPU_NAMES[method]), {})[entry["seed"]] = {
+                        "score": row["score_mean"], "std": row["score_std"], "wall_s": _eda_wall_s(entry["timings_s"])}
     for path in sorted((results / "d3rlpy").glob("*.json")):
         res = json.loads(path.read_text())
         if not isinstance(res, dict) or "score_mean" not in res:

@@ -37,6 +37,9 @@ def test_seeds_are_averaged_and_missing_runs_are_said(tmp_path: Path, compare) -
         {"dataset": "hopper-medium-replay", "algo": "iql", "seed": 0, "score_mean": 60.0, "score_std": 3.0,
          "train_wall_s": 1200.0}))
     (tmp_path / "d3rlpy" / "run.log").write_text("not json")
+    (tmp_path / "pipeline_gpu").mkdir()
+    (tmp_path / "pipeline_gpu" / "hopper-medium-replay-s0.json").write_text(
+        json.dumps([_pipeline_entry("hopper-medium-replay", 0, 90.0)]))
 
     table = compare.collect(tmp_path)
     text = compare.format_tables(table)
@@ -46,7 +49,10 @@ def test_seeds_are_averaged_and_missing_runs_are_said(tmp_path: Path, compare) -
     assert row.rstrip(" |").endswith("not run")  # no TD3+BC report
     walls = [line for line in text.splitlines() if line.startswith("| hopper-medium-replay |")][-1]
     assert walls.split("|")[2].strip() == "20"  # max(600, 900) + 300 s = 20 min
-    assert walls.split("|")[3].strip() == "20"  # 1200 s
+    assert walls.split("|")[3].strip() == "20"  # the GPU-budget run: same timings in its report
+    assert walls.split("|")[4].strip() == "20"  # d3rlpy IQL, 1200 s
+    cells = row.split("|")
+    assert cells[compare.METHODS.index(compare.GPU) + 2].strip() == "90.0 +- 2.0 (1 seed)"
 
 
 def test_markdown_block_is_replaced_and_a_missing_block_is_an_error(tmp_path: Path, compare) -> None:
