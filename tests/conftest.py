@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +14,15 @@ from eda_policy import EDAConfig, EDAPolicy
 
 # The test machine has 2 cores; one intra-op thread keeps timings steady and avoids oversubscription.
 torch.set_num_threads(1)
+
+def load_benchmark_script(name: str) -> ModuleType:
+    """Import ``benchmarks/<name>.py`` (a script folder, not a package) as a module."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 HOPPER_OBS_DIM = 11
 HOPPER_ACT_DIM = 3

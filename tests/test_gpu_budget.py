@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.conftest import load_benchmark_script
 from tests.minari_fixtures import make_tiny_hopper_dataset
 from training.data import load_minari
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
 @pytest.fixture(scope="module")
 def gpu_budget():
-    spec = importlib.util.spec_from_file_location("gpu_budget", ROOT / "benchmarks" / "gpu_budget.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark_script("gpu_budget")
 
 
 def test_pack_then_load_gives_the_same_dataset(gpu_budget, tmp_path, monkeypatch):
