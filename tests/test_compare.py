@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import load_benchmark_script
+
 
 @pytest.fixture(scope="module")
 def compare():
