@@ -64,18 +64,16 @@ def collect(results: Path) -> dict[tuple[str, str], dict[int, dict]]:
     """(dataset, method) -> seed -> {"score": per-seed mean, "std": over episodes, "wall_s": ...}."""
     table: dict[tuple[str, str], dict[int, dict]] = {}
     pipeline_files = [results / "pipeline.json", *sorted((results / "pipeline").glob("*.json"))]
-    for path in pipeline_files:  # later files win for the same (dataset, seed)
+    same_names = {m: m for m in METHODS}
+    sources = [(path, same_names) for path in pipeline_files]  # later files win for the same (dataset, seed)
+    sources += [(path, GPU_NAMES) for path in sorted((results / "pipeline_gpu").glob("*.json"))]
+    for path, names in sources:
         if not path.exists():
             continue
         for entry in json.loads(path.read_text()):
             for method, row in _eda_rows(entry).items():
-                table.setdefault((entry["dataset"], method), {})[entry["seed"]] = {
-                    "score": row["score_mean"], "std": row["score_std"], "wall_s": _eda_wall_s(entry["timings_s"])}
-    for path in sorted((results / "pipeline_gpu").glob("*.json")):
-        for entry in json.loads(path.read_text()):
-            for method, row in _eda_rows(entry).items():
-                if method in GPU_NAMES:
-                    table.setdefault((entry["dataset"], GPU_NAMES[method]), {})[entry["seed"]] = {
+                if method in names:
+                    table.setdefault((entry["dataset"], names[method]), {})[entry["seed"]] = {
                         "score": row["score_mean"], "std": row["score_std"], "wall_s": _eda_wall_s(entry["timings_s"])}
     for path in sorted((results / "d3rlpy").glob("*.json")):
         res = json.loads(path.read_text())
