@@ -74,12 +74,17 @@ def packed_name(dataset_id: str) -> str:
     return dataset_id.replace("/", "__") + ".npz"
 
 
-def load_packed(data_dir: Path, name: str) -> TransitionDataset:
-    """The dataset a benchmark name stands for (``datasets.json`` in ``data_dir``), its parts concatenated."""
+def packed_ids(data_dir: Path, name: str) -> list[str]:
+    """The Minari ids a benchmark name stands for, from ``datasets.json`` in ``data_dir``."""
     index = json.loads((data_dir / "datasets.json").read_text())
     if name not in index:
         raise SystemExit(f"{name!r} was not packed into {data_dir}; packed: {sorted(index)}")
-    parts = [unpack_dataset(data_dir / packed_name(dataset_id)) for dataset_id in index[name]]
+    return index[name]
+
+
+def load_packed(data_dir: Path, name: str) -> TransitionDataset:
+    """The dataset a benchmark name stands for, its packed parts concatenated."""
+    parts = [unpack_dataset(data_dir / packed_name(dataset_id)) for dataset_id in packed_ids(data_dir, name)]
     return parts[0] if len(parts) == 1 else concatenate(parts)
 
 
@@ -215,7 +220,7 @@ def train_all(args: argparse.Namespace) -> int:
     ctx = multiprocessing.get_context("spawn")
     procs = []
     for name, seed in parse_jobs(args.jobs):
-        load_packed(Path(args.data), name)  # fail here, before any job starts, if it was not packed
+        packed_ids(Path(args.data), name)  # fail here, before any job starts, if it was not packed
         output = Path(args.runs) / f"{name}-s{seed}"
         output.mkdir(parents=True, exist_ok=True)
         procs.append((output, ctx.Process(target=_guarded, args=(
@@ -241,22 +246,22 @@ def _wanted(path: Path) -> bool:
 def write_tarballs(runs: Path, dest: Path, limit_bytes: int = 15 * 2**20) -> None:
     """Runs packed into as few .tar.gz files as fit ``limit_bytes`` each (a run is never split)."""
     dest.mkdir(parents=True, exist_ok=True)
-    groups: list[list[Path]] = [[]]
+    groups: list[list[tuple[Path, list[Path]]]] = [[]]
     sizes = [0]
     for run_dir in sorted(p for p in runs.iterdir() if p.is_dir()):
-        size = sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file() and _wanted(f.relative_to(runs)))
+        files = [f for f in sorted(run_dir.rglob("*")) if f.is_file() and _wanted(f.relative_to(runs))]
+        size = sum(f.stat().st_size for f in files)
         if groups[-1] and sizes[-1] + size > limit_bytes:
             groups.append([])
             sizes.append(0)
-        groups[-1].append(run_dir)
+        groups[-1].append((run_dir, files))
         sizes[-1] += size
     for i, group in enumerate(groups):
         with tarfile.open(dest / f"runs-{i}.tar.gz", "w:gz") as tar:
-            for run_dir in group:
-                for f in sorted(run_dir.rglob("*")):
-                    if f.is_file() and _wanted(f.relative_to(runs)):
-                        tar.add(f, arcname=str(f.relative_to(runs)))
-        print(f"runs-{i}.tar.gz: {[p.name for p in group]}", flush=True)
+            for _, files in group:
+                for f in files:
+                    tar.add(f, arcname=str(f.relative_to(runs)))
+        print(f"runs-{i}.tar.gz: {[run_dir.name for run_dir, _ in group]}", flush=True)
 
 
 # ------------------------------------------------------------------------------ evaluation
