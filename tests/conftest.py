@@ -15,6 +15,7 @@ from eda_policy import EDAConfig, EDAPolicy
 # The test machine has 2 cores; one intra-op thread keeps timings steady and avoids oversubscription.
 torch.set_num_threads(1)
 
+
 def load_benchmark_script(name: str) -> ModuleType:
     """Import ``benchmarks/<name>.py`` (a script folder, not a package) as a module."""
     path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"

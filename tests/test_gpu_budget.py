@@ -12,6 +12,7 @@ from tests.conftest import load_benchmark_script
 from tests.minari_fixtures import make_tiny_hopper_dataset
 from training.data import load_minari
 
+
 @pytest.fixture(scope="module")
 def gpu_budget():
     return load_benchmark_script("gpu_budget")

@@ -117,7 +117,7 @@ def train_behavior(
     optimizer = adam(policy.energy.parameters(), cfg.lr, device)
     policy.train()
 
-    def step_fn(step: int) -> dict[str, float]:
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(tensors), (cfg.batch_size,), device=device, generator=generator)
         loss = behavior_loss(
             policy.energy, policy.schedule, tensors.obs[idx], tensors.actions[idx], t_min=policy.config.t_min, generator=generator
@@ -162,7 +162,7 @@ def train_critic(
     q_opt = adam(critic.q.parameters(), cfg.lr, device)
     v_opt = adam(critic.v.parameters(), cfg.lr, device)
 
-    def step_fn(step: int) -> dict[str, float]:
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(len(tensors), (cfg.batch_size,), device=device, generator=generator)
         v_loss, q_loss = iql_losses(
             critic, tensors.obs[idx], tensors.actions[idx], tensors.rewards[idx], tensors.next_obs[idx], tensors.terminals[idx], cfg
@@ -285,7 +285,7 @@ def align(
     optimizer = adam(policy.energy.parameters(), cfg.lr, device)
     n = len(alignment_set)
 
-    def step_fn(step: int) -> dict[str, float]:
+    def step_fn(step: int) -> dict[str, torch.Tensor]:
         idx = torch.randint(n, (min(cfg.batch_states, n),), device=device, generator=generator)
         loss = alignment_loss(
             policy.energy, reference.energy, policy.schedule,
